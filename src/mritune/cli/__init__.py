@@ -1,0 +1,1 @@
+"""Command line. Nothing imports this package; it only calls the public API."""
