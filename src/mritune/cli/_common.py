@@ -21,6 +21,8 @@ from rich.progress import (
 from rich.table import Table
 
 console = Console(highlight=False)
+if not console.is_terminal:  # files and pipes: wide enough for the trial tables
+    console = Console(highlight=False, width=160)
 err_console = Console(stderr=True, highlight=False)
 
 

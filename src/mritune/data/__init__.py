@@ -5,7 +5,13 @@ Never imports torch, fastai or optuna (checked by import-linter).
 
 from __future__ import annotations
 
-from mritune.data._cache import ImageCache, build_cache, cache_fingerprint, default_cache_dir
+from mritune.data._cache import (
+    ImageCache,
+    build_cache,
+    cache_fingerprint,
+    data_fingerprint,
+    default_cache_dir,
+)
 from mritune.data._demo import CLASSES as DEMO_CLASSES
 from mritune.data._demo import generate_demo
 from mritune.data._discover import canonical_class, class_gaps, discover
@@ -35,6 +41,7 @@ __all__ = [
     "build_cache",
     "cache_fingerprint",
     "canonical_class",
+    "data_fingerprint",
     "class_gaps",
     "compute_hashes",
     "default_cache_dir",

@@ -21,7 +21,13 @@ from mritune.data._image import load_array
 from mritune.data._manifest import Manifest, Problem
 from mritune.errors import CacheError
 
-__all__ = ["ImageCache", "build_cache", "cache_fingerprint", "default_cache_dir"]
+__all__ = [
+    "ImageCache",
+    "build_cache",
+    "cache_fingerprint",
+    "data_fingerprint",
+    "default_cache_dir",
+]
 
 _FORMAT_VERSION = 1
 _PARALLEL_MIN = 256
@@ -209,3 +215,8 @@ def _decode_all(
             if progress:
                 progress(done, n)
     return failures
+
+
+def data_fingerprint(manifest: Manifest) -> str:
+    """Hash of the dataset alone (files, byte sizes, mtimes, labels), whatever the image size."""
+    return cache_fingerprint(manifest, 0, 0)

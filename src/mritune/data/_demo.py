@@ -84,9 +84,9 @@ def _slice(rng: np.random.Generator, cls: str, size: int, lv: dict[str, float]) 
     x, y = _grid(size)
     px = 2.0 / size  # one pixel in normalised units
     # Pose: rotation, translation and scale map image coordinates to head coordinates (u, v).
-    theta = rng.uniform(-0.35, 0.35)
-    scale = rng.uniform(0.82, 1.05)
-    tx, ty = rng.uniform(-0.07, 0.07, size=2)
+    theta = rng.uniform(-0.2, 0.2)
+    scale = rng.uniform(0.88, 1.02)
+    tx, ty = rng.uniform(-0.05, 0.05, size=2)
     c, s = np.cos(theta), np.sin(theta)
     u = (c * (x - tx) + s * (y - ty)) / scale
     v = (-s * (x - tx) + c * (y - ty)) / scale
@@ -109,7 +109,7 @@ def _slice(rng: np.random.Generator, cls: str, size: int, lv: dict[str, float]) 
     img = 0.02 + 0.40 * head
     img = img * (1 - skull) + rng.uniform(0.75, 0.95) * skull
     img = img * (1 - inner) + 0.12 * inner
-    tex = 0.07 * _texture(rng, size, 0.012) + 0.05 * _texture(rng, size, 0.04)
+    tex = 0.05 * _texture(rng, size, 0.012) + 0.04 * _texture(rng, size, 0.04)
     cortex = 0.06 * np.exp(-(((csf_in - rho) / 0.06) ** 2))  # grey-matter ribbon
     tissue = rng.uniform(0.42, 0.52) + tex - cortex
     img = img * (1 - brain) + tissue * brain

@@ -104,7 +104,8 @@ def _truncated(path: Path, fmt: str | None, nbytes: int) -> str | None:
 
 def _walk_files(folder: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+        # Hidden folders (.ipynb_checkpoints, .git) hold copies or tool files, never class images.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             yield Path(dirpath) / f
 
@@ -123,22 +124,24 @@ class _Collector:
     def add(self, path: Path, label: str, split: str, augmented: bool) -> None:
         reason, size, mode = _check_file(path)
         if reason is not None:
-            self.problems.append(Problem(str(path), reason))
+            self.problem(path, reason)
             return
         canon = canonical_class(label)
         if not canon:
-            self.problems.append(Problem(str(path), f"empty class name '{label}'"))
+            self.problem(path, f"empty class name '{label}'")
             return
         self.aliases.setdefault(canon, set()).add(label)
         self.rows.append((str(path.resolve()), canon, split, augmented, size, mode))
+
+    def problem(self, path: Path, reason: str) -> None:
+        """Record a skipped file under its absolute path, as ``Manifest.paths`` are."""
+        self.problems.append(Problem(str(path.resolve()), reason))
 
     def add_split_folder(self, folder: Path, split: str, augmented: bool) -> None:
         for entry in sorted(folder.iterdir()):
             if entry.is_file():
                 reason, _, _ = _check_file(entry)
-                self.problems.append(
-                    Problem(str(entry), reason or "image outside a class folder (ignored)")
-                )
+                self.problem(entry, reason or "image outside a class folder (ignored)")
         for class_dir in _subdirs(folder):
             for f in _walk_files(class_dir):
                 self.add(f, class_dir.name, split, augmented)
@@ -172,11 +175,9 @@ def _read_csv(csv_path: Path, col: _Collector) -> None:
                 p = Path(row["path"])
                 path = p if p.is_absolute() else csv_path.parent / p
                 if split is None:
-                    col.problems.append(
-                        Problem(str(path), f"line {lineno}: unknown split '{split_raw}'")
-                    )
+                    col.problem(path, f"line {lineno}: unknown split '{split_raw}'")
                 elif not path.is_file():
-                    col.problems.append(Problem(str(path), f"line {lineno}: file not found"))
+                    col.problem(path, f"line {lineno}: file not found")
                 else:
                     col.add(path, row["label"], split, False)
     except UnicodeDecodeError as exc:

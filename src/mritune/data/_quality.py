@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from pathlib import Path
 
 import imagehash
@@ -150,7 +151,9 @@ def _hash_many(
         chunk = int(np.clip(len(paths) // (workers * 8), 32, 512))
         starts = range(0, len(paths), chunk)
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(starts)), mp_context=get_context("spawn")
+            ) as pool:
                 futures = {pool.submit(_hash_chunk, paths[s : s + chunk]): s for s in starts}
                 for future in as_completed(futures):
                     s = futures[future]

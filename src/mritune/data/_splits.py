@@ -37,8 +37,9 @@ def holdout(
         seed: random seed.
         stratify: keep class proportions (exact to within one image per class).
         groups: group id per manifest row; a group is never split. With groups the validation
-            share is the first of ``round(1 / valid_pct)`` stratified group folds, so it is close
-            to, not exactly, ``valid_pct``.
+            share is one of ``round(1 / valid_pct)`` stratified group folds (above 50%, everything
+            but one of ``round(1 / (1 - valid_pct))``), so it is close to, not exactly,
+            ``valid_pct``.
 
     Example:
         >>> tr, va = holdout(np.arange(10), np.array([0, 1] * 5), valid_pct=0.2, seed=0)
@@ -50,9 +51,19 @@ def holdout(
         raise ConfigError(f"valid_pct is {valid_pct}, but must be 0 < valid_pct < 1")
     y = labels[indices]
     if groups is not None and len(np.unique(groups[indices])) < len(indices):
-        n_splits = max(2, round(1.0 / valid_pct))
-        tr, va = next(iter(kfold(indices, labels, n_splits=n_splits, seed=seed, groups=groups)))
-        return tr, va
+        # One fold of round(1 / share) is the smaller side; above 50% it is the train side.
+        share = min(valid_pct, 1.0 - valid_pct)
+        n_splits = max(2, round(1.0 / share))
+        smallest = int(np.bincount(y)[np.unique(y)].min())
+        n_groups = len(np.unique(groups[indices]))
+        if min(smallest, n_groups) < n_splits:
+            raise ConfigError(
+                f"cannot make a grouped {valid_pct:.0%} validation split: it needs at least "
+                f"{n_splits} images per class and {n_splits} groups, but the smallest class has "
+                f"{smallest} images and there are {n_groups} groups; use a valid_pct nearer 0.5"
+            )
+        rest, part = kfold(indices, labels, n_splits=n_splits, seed=seed, groups=groups)[0]
+        return (rest, part) if valid_pct <= 0.5 else (part, rest)
     strat = y if stratify and len(np.unique(y)) > 1 else None
     try:
         tr, va = train_test_split(
@@ -92,6 +103,12 @@ def kfold(
             f"use --folds {max(2, smallest)} or fewer"
         )
     if groups is not None and len(np.unique(groups[indices])) < len(indices):
+        n_groups = len(np.unique(groups[indices]))
+        if n_groups < n_splits:
+            raise ConfigError(
+                f"the images form only {n_groups} groups (copies of one image stay together), "
+                f"fewer than the {n_splits} folds asked for; use --folds {max(2, n_groups)} or fewer"
+            )
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         parts = splitter.split(indices, y, groups[indices])
     else:
