@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from mritune.data import generate_demo
 
-    with progress_bar("writing demo images") as update:
+    # transient: an argument error then prints as one line, not after a half-drawn bar
+    with progress_bar("writing demo images", transient=True) as update:
         counts = generate_demo(
             args.out,
             train_per_class=args.train_per_class,

@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 
-_COMMANDS = ["data", "env", "train", "tune", "evaluation", "report", "demo"]
+_COMMANDS = ["demo", "data", "train", "tune", "evaluation", "report", "env"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", message=".*experimental.*")
     try:
         return int(args.func(args) or 0)
     except MrituneError as exc:

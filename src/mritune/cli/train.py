@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from mritune.cli._common import (
     add_training_options,
     console,
@@ -169,7 +171,10 @@ def run_predict(args: argparse.Namespace) -> int:
     with progress_bar("reading images", transient=True) as update:
         pred = predict_files(bundle, args.paths, device=args.device, progress=update)
     for p in pred.problems:
-        err_console.print(f"[yellow]skipped[/] {p.path}: {p.reason}")
+        # One unwrapped line per file (greppable); names are escaped, "[1].jpg" is not markup.
+        err_console.print(
+            f"[yellow]skipped[/] {escape(p.path)}: {escape(p.reason)}", soft_wrap=True
+        )
     if not pred.paths:
         raise DataError("no readable images among the given paths")
     classes = bundle.classes

@@ -31,6 +31,7 @@ __all__ = [
 
 _FORMAT_VERSION = 1
 _PARALLEL_MIN = 256
+_SPAWN_COST_S = 1.5  # seconds to start worker processes that import mritune.data (measured: ~1)
 _CHUNK = 64
 
 
@@ -144,7 +145,13 @@ def build_cache(
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CacheError(f"{root}: cannot create the cache folder ({exc.strerror})") from None
-    fp = cache_fingerprint(manifest, size, channels)
+    try:
+        fp = cache_fingerprint(manifest, size, channels)
+    except OSError as exc:  # a file was moved or deleted after discovery
+        raise CacheError(
+            f"{exc.filename}: cannot read it ({exc.strerror}); the data changed after it was "
+            f"discovered, so discover it again"
+        ) from None
     final = root / fp
     if (final / "meta.json").exists():
         return _load(final)
@@ -196,18 +203,29 @@ def _decode_all(
     workers = workers or os.cpu_count() or 1
     failures: list[tuple[int, str]] = []
     done = 0
-    if workers <= 1 or n < _PARALLEL_MIN:
-        for start, paths in chunks:
-            failures += _decode_chunk(images_path, paths, start, size, channels)
-            done += len(paths)
-            if progress:
-                progress(done, n)
+    # Decode here first. Worker processes take over only when the time left, measured on the
+    # chunks done so far, is well above what starting them costs: for a few hundred small images
+    # spawning workers (each imports numpy, Pillow and mritune) is slower than decoding them.
+    t0 = time.perf_counter()
+    k = 0
+    while k < len(chunks):
+        start, paths = chunks[k]
+        failures += _decode_chunk(images_path, paths, start, size, channels)
+        done += len(paths)
+        k += 1
+        if progress:
+            progress(done, n)
+        if workers > 1 and n >= _PARALLEL_MIN:
+            left_s = (time.perf_counter() - t0) / done * (n - done)
+            if left_s > 2 * _SPAWN_COST_S:  # then left/workers + spawn cost < left
+                break
+    if k == len(chunks):
         return failures
     # spawn, not fork: the parent may hold torch/OpenMP threads that a fork would deadlock on.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
             (len(paths), pool.submit(_decode_chunk, images_path, paths, start, size, channels))
-            for start, paths in chunks
+            for start, paths in chunks[k:]
         ]
         for count, fut in futures:
             failures += fut.result()

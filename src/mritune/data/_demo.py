@@ -194,8 +194,7 @@ def _slice(rng: np.random.Generator, cls: str, size: int, lv: dict[str, float]) 
         img + sigma * rng.standard_normal(img.shape), sigma * rng.standard_normal(img.shape)
     )
     # Display: contrast and gamma.
-    img = np.clip(img / np.percentile(img, 99.5), 0.0, 1.0) ** rng.uniform(0.75, 1.3)
-    img *= rng.uniform(0.8, 1.0)
+    img = np.clip(img * rng.uniform(0.95, 1.2), 0.0, 1.0) ** rng.uniform(0.75, 1.3)
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from mritune.errors import ConfigError
+
+# scikit-learn is imported inside the functions: it costs about a second, which `import
+# mritune.data` (the CLI, and every spawned cache-decoding worker) should not pay.
 
 __all__ = ["holdout", "kfold"]
 
@@ -64,6 +66,8 @@ def holdout(
             )
         rest, part = kfold(indices, labels, n_splits=n_splits, seed=seed, groups=groups)[0]
         return (rest, part) if valid_pct <= 0.5 else (part, rest)
+    from sklearn.model_selection import train_test_split
+
     strat = y if stratify and len(np.unique(y)) > 1 else None
     try:
         tr, va = train_test_split(
@@ -92,6 +96,8 @@ def kfold(
         >>> [len(te) for _, te in folds]
         [3, 3, 3, 3]
     """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
     indices = _check(indices, labels, groups)
     if n_splits < 2:
         raise ConfigError(f"folds is {n_splits}, but must be folds >= 2")

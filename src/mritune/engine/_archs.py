@@ -118,7 +118,11 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader error: say which file and why
-        raise WeightsUnavailable(f"{path}: cannot read weights ({exc})") from None
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise WeightsUnavailable(
+            f"{path}: cannot read weights ({reason}); give a state dict saved with "
+            f"torch.save(model.state_dict()) or safetensors"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mritune.engine._archs import get_arch
-from mritune.errors import BundleError
+from mritune.errors import BundleError, ConfigError
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "library_versions"]
 
@@ -147,17 +147,23 @@ def load_bundle(path: str | Path) -> Bundle:
         meta = json.loads(jpath.read_text())
         arch, classes = meta["arch"], meta["classes"]
         int(meta["img_size"]), int(meta["channels"]), meta["normalization"]["mean"]
+        drop = float(meta.get("drop", 0.5))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{jpath}: not a valid model description ({exc})") from None
     try:
         state = load_file(str(wpath))
     except Exception as exc:  # noqa: BLE001 - any reader error means a damaged file
         raise BundleError(f"{wpath}: cannot read the weights ({exc})") from None
-    model = _build(arch, len(classes), float(meta.get("drop", 0.5)))
+    try:
+        model = _build(arch, len(classes), drop)
+    except ConfigError as exc:  # an architecture this mritune does not know (newer bundle?)
+        raise BundleError(f"{jpath}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        # torch's first line is only "Error(s) in loading state_dict for ..."; the next says what.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:240]
         raise BundleError(
             f"{folder}: model.json ({arch}, {len(classes)} classes) and model.safetensors "
             f"disagree ({first}); the two files must come from the same `mritune train` run"

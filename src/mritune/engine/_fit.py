@@ -239,19 +239,17 @@ def fit(
                 if rep.stopped:
                     stopped = True
                     break
-    except torch.OutOfMemoryError:
+    except EngineError:
+        raise
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
         if cuda:
             torch.cuda.empty_cache()
         raise OutOfMemory(
             f"out of memory on {device} with {config.arch}, batch size {config.bs}, image size "
             f"{config.img_size}; try a smaller --bs or --img-size"
         ) from None
-    except EngineError:
-        raise
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise OutOfMemory(f"out of memory on {device}: try a smaller --bs") from None
-        raise
     model = learn.model.float().eval().to("cpu")
     if cuda:
         model = model.to(memory_format=torch.contiguous_format)
@@ -268,6 +266,19 @@ def fit(
         classes=list(cache.classes),
         normalization=norm,
     )
+
+
+#: How allocators word running out of memory: CUDA ("CUDA out of memory", also raised as
+#: ``torch.OutOfMemoryError``), MPS ("MPS backend out of memory") and the CPU allocator
+#: ("DefaultCPUAllocator: can't allocate memory" / "not enough memory"), a plain RuntimeError.
+_OOM_WORDS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in _OOM_WORDS)
 
 
 def _learner(

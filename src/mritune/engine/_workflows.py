@@ -159,7 +159,7 @@ def train_model(
     )  # fmt: skip
     if len(test_idx):
         bundle = load_bundle(bundle_dir)
-        test_metrics = evaluate_on(bundle, prep, test_idx, out / "test")
+        test_metrics = evaluate_on(bundle, prep, test_idx, out / "test", device=config.device)
     return TrainOutcome(res, valid_metrics, test_metrics, bundle_dir)
 
 

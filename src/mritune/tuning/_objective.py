@@ -7,7 +7,8 @@ where fold 1 stopped). The value reported at a step is the running cross-validat
 With a holdout that is simply the metric after each epoch. So the pruner can stop a poor trial
 during its first fold (comparing fold-1 learning curves at equal epochs) and at any later step.
 A trial's value is the metric after its last epoch (mean over folds with ``--cv``); a pruned
-trial keeps its last reported value and records the epochs it actually trained.
+trial keeps its last reported value and records the epochs it actually trained. A trial is never
+pruned after its very last epoch: it has nothing left to save, so it completes.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class Objective:
             if self.on_event:
                 self.on_event({"kind": "epoch", "number": trial.number, "step": step,
                                "fold": len(fold_values), "value": value})  # fmt: skip
-            if math.isfinite(value) and trial.should_prune():
+            last = step >= cfg.total_epochs * k_folds  # nothing left to save by pruning
+            if math.isfinite(value) and not last and trial.should_prune():
                 state["pruned"] = True
                 return False
             return True

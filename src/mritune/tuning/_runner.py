@@ -132,7 +132,6 @@ def load_study(name: str, storage: str) -> optuna.Study:
 def make_splits(prepared: Any, spec: StudySpec) -> list[tuple[np.ndarray, np.ndarray]]:
     """The holdout (or K folds) the study tunes on, as manifest index arrays."""
     from mritune.data import holdout, kfold
-    from mritune.engine import reference_split
 
     m = prepared.manifest
     pool = prepared.cache.usable(m.indices("train"))
@@ -141,6 +140,8 @@ def make_splits(prepared: Any, spec: StudySpec) -> list[tuple[np.ndarray, np.nda
     if spec.cv:
         return kfold(pool, m.labels, n_splits=spec.cv, seed=spec.seed, groups=prepared.groups)
     if spec.split == "reference":
+        from mritune.engine import reference_split  # imports fastai: only when needed
+
         return [reference_split(prepared, spec.valid_pct, seed=42)]
     if m.has_split("valid"):
         return [(pool, prepared.cache.usable(m.indices("valid")))]
@@ -199,6 +200,7 @@ def work(
     device: str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     poll: float = 1.0,
+    splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> optuna.Study:
     """One worker's loop: run trials until ``spec.n_trials`` are finished (COMPLETE or PRUNED).
 
@@ -217,7 +219,8 @@ def work(
     fp = data_fingerprint(prepared.manifest) if hasattr(prepared, "manifest") else None
     study = _open_study(spec, worker, data_fp=fp)
     base = spec.base if device is None else spec.base.replace(device=device)
-    objective = Objective(fit_fn, prepared.cache, make_splits(prepared, spec), base, spec.space,
+    splits = splits if splits is not None else make_splits(prepared, spec)
+    objective = Objective(fit_fn, prepared.cache, splits, base, spec.space,
                           spec.metric, n_trials=spec.n_trials, on_event=on_event)  # fmt: skip
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+
+try:  # optuna >= 4.9 renamed the retry callback and its argument (the old ones go in 6.0)
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
+
+    _RETRY_ARG = "heartbeat_stale_trial_callback"
+except ImportError:  # pragma: no cover - optuna < 4.9
+    from optuna.storages import RetryFailedTrialCallback as _RetryCallback
+
+    _RETRY_ARG = "failed_trial_callback"
 
 from mritune.errors import StorageError
 
@@ -16,10 +27,13 @@ __all__ = [
     "storage_kind",
     "is_multiprocess_safe",
     "normalize_url",
+    "heartbeat_settings",
 ]
 
 DEFAULT_STORAGE = "sqlite:///runs/mritune.db"
 #: Seconds between heartbeats of a running trial, and after which a silent one is failed.
+#: ``$MRITUNE_HEARTBEAT_INTERVAL`` and ``$MRITUNE_HEARTBEAT_GRACE`` override them (whole seconds),
+#: e.g. for tests that kill a worker and must not wait half a minute.
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30
 MAX_RETRY = 3
@@ -54,14 +68,57 @@ def is_multiprocess_safe(url: str) -> bool:
     return storage_kind(url) != "sqlite"
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """``(interval, grace)`` in seconds: the module constants, or the environment's overrides."""
+    interval = _env_seconds("MRITUNE_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL)
+    grace = _env_seconds("MRITUNE_HEARTBEAT_GRACE", GRACE_PERIOD)
+    if grace <= interval:
+        raise StorageError(
+            f"the heartbeat grace period is {grace} s, but must be longer than the heartbeat "
+            f"interval ({interval} s); check MRITUNE_HEARTBEAT_GRACE and MRITUNE_HEARTBEAT_INTERVAL"
+        )
+    return interval, grace
+
+
+def _env_seconds(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise StorageError(f"{name} is {text!r}, but must be a whole number of seconds >= 1")
+    return value
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) with a driver that is installed.
+
+    SQLAlchemy picks the driver of a bare ``postgresql://`` URL itself: psycopg2 up to 2.0, psycopg
+    (version 3) from 2.1. ``mritune[postgres]`` installs psycopg2, so a bare URL names the driver
+    found here; a URL that names one (``postgresql+psycopg://``) is left as it is.
+    """
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    for module in ("psycopg2", "psycopg"):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{module}://{rest}"
+    return f"postgresql://{rest}"
+
+
 def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
     """Open (creating if needed) the storage at ``url``.
 
     RDB storages get heartbeats: a trial whose worker died (even by SIGKILL) is marked FAIL by the
-    next worker after ``GRACE_PERIOD`` seconds and re-queued with the same parameters.
+    next worker after ``GRACE_PERIOD`` seconds (see :func:`heartbeat_settings`) and re-queued with
+    the same parameters.
     """
     url = normalize_url(url)
     kind = storage_kind(url)
+    interval, grace = heartbeat_settings() if heartbeat else (None, None)
     try:
         if kind == "journal":
             path = Path(url.removeprefix("journal:"))
@@ -73,15 +130,15 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
         hb: dict = {}
         if heartbeat:
-            hb = dict(
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
-            )
+            hb = {
+                "heartbeat_interval": interval,
+                "grace_period": grace,
+                _RETRY_ARG: _RetryCallback(max_retry=MAX_RETRY),
+            }
         engine_kwargs = (
             {"connect_args": {"timeout": 60}} if kind == "sqlite" else {"pool_pre_ping": True}
         )
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        return RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **hb)
     except ImportError as exc:
         extra = "postgres" if kind.startswith("postgres") else kind
         raise StorageError(
