@@ -21,10 +21,17 @@ def pipeline(tmp_path_factory):
     data = root / "data"
     generate_demo(data, train_per_class=9, test_per_class=3, size=40, seed=3)
     storage = f"sqlite:///{root / 'studies.db'}"
+    space = root / "space.toml"  # the tiny architecture keeps this CPU test short
+    space.write_text(
+        '[arch]\ntype = "categorical"\nchoices = ["tiny"]\n'
+        '[wd]\ntype = "log-float"\nlow = 1e-5\nhigh = 1e-2\n'
+        '[epochs]\ntype = "int"\nlow = 1\nhigh = 3\n'
+        '[drop]\ntype = "float"\nlow = 0.2\nhigh = 0.4\n'
+    )
     cache = str(root / "cache")
     common = ["--storage", storage, "--cache-dir", cache]
     rc = main(["compare", str(data), "--techniques", "random,tpe-sh", "--trials", "2", "--repeats",
-               "2", "--preset", "quick", "--img-size", "32", "--out", str(root / "compare"), *common])  # fmt: skip
+               "2", "--preset", "quick", "--img-size", "32", "--space", str(space), "--out", str(root / "compare"), *common])  # fmt: skip
     assert rc == 0
     best = root / "compare" / "best.json"
     assert main(["cv", str(data), "--params", str(best), "--folds", "2", "--cv-study", "cv-e2e",

@@ -12,22 +12,23 @@ from mritune.cli.tune import add_study_options, build_spec, execute_study
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
-        "cv", help="k-fold cross-validate a configuration (from best.json or a study)"
+        "cv", help="k-fold cross-validate a configuration, or nested CV of a technique"
     )
     c.add_argument("data", help="dataset folder or CSV manifest")
     src = c.add_argument_group("configuration (one of)")
     src.add_argument("--params", metavar="best.json", help="best.json written by tune/compare")
     src.add_argument("--study", metavar="NAME", help="take the best trial of this study")
-    c.add_argument("--storage", metavar="URL", help="storage of --study and of the CV study")
-    c.add_argument("--folds", type=int, default=5, help="folds (5)")
-    c.add_argument("--repeats", type=int, default=1, help="repeat with other seeds (1)")
-    c.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=True,
+    src.add_argument("--nested", action="store_true",
+                     help="tune inside every outer fold with --technique/--trials (unbiased "
+                     "estimate of tune-then-train)")  # fmt: skip
+    src.add_argument("--technique", default="tpe-sh", help="inner technique for --nested (tpe-sh)")
+    f = c.add_argument_group("folds")
+    f.add_argument("--folds", type=int, default=5, help="folds (5)")
+    f.add_argument("--repeats", type=int, default=1, help="repeat with other seeds (1)")
+    f.add_argument("--grouped", action=argparse.BooleanOptionalAction, default=True,
                    help="keep duplicate groups in one fold (default: yes when duplicates exist)")  # fmt: skip
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--cv-study", metavar="NAME", help="name of the CV study (cv-<source>)")
-    c.add_argument("--device", default="auto")
-    c.add_argument("--cache-dir", metavar="DIR")
-    c.add_argument("--out", metavar="DIR", help="output folder (runs/<cv study>)")
+    f.add_argument("--cv-study", metavar="NAME", help="name of the CV study (cv-<source>)")
+    add_study_options(c, with_cv=False)
     c.set_defaults(func=run_cv_cmd)
 
     m = sub.add_parser("compare", help="compare tuning techniques over repeated seeds")
@@ -63,21 +64,37 @@ def _config(args: argparse.Namespace) -> tuple[Any, str]:
 
 def run_cv_cmd(args: argparse.Namespace) -> int:
     from mritune.engine import prepare
-    from mritune.evaluation import CVSpec, cv_summary, run_cv, write_cv_outputs
+    from mritune.evaluation import CVSpec, cv_summary, run_cv, run_nested, write_cv_outputs
 
-    cfg, source = _config(args)
-    name = args.cv_study or f"cv-{Path(args.params).parent.name if args.params else args.study}"
+    if args.nested:
+        base_spec = build_spec(args, args.technique, "x")
+        cfg, source = base_spec.base, f"{args.technique}, {base_spec.n_trials} trials per fold"
+        name = args.cv_study or f"nested-{args.technique}-{args.preset}"
+    else:
+        cfg, source = _config(args)
+        name = args.cv_study or f"cv-{Path(args.params).parent.name if args.params else args.study}"
     spec = CVSpec(data=args.data, config=cfg, folds=args.folds, repeats=args.repeats,
                   grouped=args.grouped, seed=args.seed, study=name, storage=args.storage or "",
                   cache_dir=args.cache_dir)  # fmt: skip
     prep = prepare(args.data, cfg.img_size, cache_dir=args.cache_dir)
-    console.print(f"cross-validating {source}: {cfg.arch}, wd {cfg.wd:.3g}, epochs {cfg.epochs}, "
-                  f"bs {cfg.bs}, drop {cfg.drop:.3g}; {args.folds} folds x {args.repeats} repeats")  # fmt: skip
+    if args.nested:
+        console.print(
+            f"nested CV: {args.folds} outer folds x {args.repeats} repeats, each tuned by {source}"
+        )
+    else:
+        console.print(f"cross-validating {source}: {cfg.arch}, wd {cfg.wd:.3g}, epochs {cfg.epochs}, "
+                      f"bs {cfg.bs}, drop {cfg.drop:.3g}; {args.folds} folds x {args.repeats} repeats")  # fmt: skip
     with progress_bar("CV folds") as update:
-        total = args.folds * args.repeats
-        update(0, total)
-        study = run_cv(spec, prepared=prep,
-                       on_fold=lambda e: update(e["done"], e["total"], f"last fold acc {e['accuracy']:.3f}"))  # fmt: skip
+        update(0, args.folds * args.repeats)
+
+        def on_fold(e: dict) -> None:
+            update(e["done"], e["total"], f"last fold acc {e['accuracy']:.3f}")
+
+        if args.nested:
+            study = run_nested(spec, lambda n: build_spec(args, args.technique, n), prepared=prep,
+                               on_fold=on_fold)  # fmt: skip
+        else:
+            study = run_cv(spec, prepared=prep, on_fold=on_fold)
     summary = cv_summary(study)
     if summary["grouped_by_duplicates"]:
         console.print("folds are grouped by duplicate groups (no near-copy straddles two folds)")
@@ -92,9 +109,19 @@ def print_cv(summary: dict[str, Any]) -> None:
     classes = summary["classes"]
     rows = [[f["repeat"], f["fold"], f["n"], f["accuracy"], f["balanced_accuracy"], f["macro_f1"],
              *[f["recall"][c] for c in classes]] for f in summary["folds"]]  # fmt: skip
-    console.print(table("cross-validation folds (validation fold of Training/)",
-                        ["repeat", "fold", "n", "accuracy", "bal. acc.", "macro-F1", *[f"recall {c}" for c in classes]],
-                        rows))  # fmt: skip
+    cols = [
+        "repeat",
+        "fold",
+        "n",
+        "accuracy",
+        "bal. acc.",
+        "macro-F1",
+        *[f"recall {c}" for c in classes],
+    ]
+    if summary.get("nested"):
+        cols.append("chosen configuration")
+        rows = [r + [f.get("config")] for r, f in zip(rows, summary["folds"])]
+    console.print(table("cross-validation folds (held-out fold of Training/)", cols, rows))
     n = len(summary["folds"])
     for key, e in summary["estimates"].items():
         ci = (

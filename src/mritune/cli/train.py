@@ -127,9 +127,12 @@ def run_train(args: argparse.Namespace) -> int:
     from mritune.engine import train_model
 
     cfg = train_config(args)
+    start = (
+        f"weights from {cfg.weights}" if cfg.weights
+        else "pretrained" if cfg.pretrained else "random init"
+    )  # fmt: skip
     console.print(
-        f"training {cfg.arch} ({'pretrained' if cfg.fine_tuning else 'random init'}) at "
-        f"{cfg.img_size}px, {cfg.total_epochs} epochs, bs {cfg.bs}"
+        f"training {cfg.arch} ({start}) at {cfg.img_size}px, {cfg.total_epochs} epochs, bs {cfg.bs}"
     )
     with staged_progress() as stage, epoch_progress(cfg.total_epochs) as on_epoch:
         outcome = train_model(

@@ -9,7 +9,9 @@ from typing import Any
 from mritune.cli._common import console, progress_bar, table
 
 
-def add_study_options(p: argparse.ArgumentParser, *, trials_default: int | None = None) -> None:
+def add_study_options(
+    p: argparse.ArgumentParser, *, trials_default: int | None = None, with_cv: bool = True
+) -> None:
     t = p.add_argument_group("tuning")
     t.add_argument("--trials", type=int, default=trials_default,
                    help="finished trials wanted (preset: reference 10, quick 6)")  # fmt: skip
@@ -22,8 +24,9 @@ def add_study_options(p: argparse.ArgumentParser, *, trials_default: int | None 
                    "quick: CPU demo size (64px, tiny/resnet18, no pretrained weights)")  # fmt: skip
     t.add_argument("--metric", choices=["accuracy", "balanced_accuracy", "macro_f1"],
                    default="accuracy", help="validation metric maximised (accuracy)")  # fmt: skip
-    t.add_argument("--cv", type=int, default=0, metavar="K",
-                   help="score each trial by K-fold CV instead of a holdout")  # fmt: skip
+    if with_cv:
+        t.add_argument("--cv", type=int, default=0, metavar="K",
+                       help="score each trial by K-fold CV instead of a holdout")  # fmt: skip
     t.add_argument("--seed", type=int, default=0, help="sampler and split seed (0)")
     t.add_argument("--min-resource", type=int, default=1, help="pruner: first rung, epochs (1)")
     t.add_argument("--reduction-factor", type=int, default=3, help="pruner: keep 1/F per rung (3)")
@@ -72,8 +75,8 @@ def build_spec(
     return StudySpec(
         data=str(args.data), study=study, storage=args.storage or "",
         technique=technique, n_trials=args.trials or extra["n_trials"], space=space,
-        base=base.replace(**over), metric=args.metric, cv=args.cv,
-        split=extra["split"] if not args.cv else "stratified", valid_pct=extra["valid_pct"],
+        base=base.replace(**over), metric=args.metric, cv=getattr(args, "cv", 0),
+        split=extra["split"] if not getattr(args, "cv", 0) else "stratified", valid_pct=extra["valid_pct"],
         seed=args.seed if seed is None else seed, timeout=args.timeout, cache_dir=args.cache_dir,
         pruner=PrunerSettings(min_resource=args.min_resource, reduction_factor=args.reduction_factor),
     )  # fmt: skip

@@ -35,23 +35,16 @@ _JPEG_QUALITY = 90
 # Per difficulty: lesion size factor, lesion contrast factor, noise sigma, bias-field strength,
 # probability that a lesion is low-contrast, and how strong / frequent the distractors are.
 _LEVELS: dict[str, dict[str, float]] = {
-    "easy": {
-        "size": 1.35,
-        "contrast": 1.9,
-        "noise": 0.03,
-        "bias": 0.15,
-        "faint": 0.0,
-        "decoy": 0.5,
-    },
+    "easy": {"size": 1.7, "contrast": 2.8, "noise": 0.03, "bias": 0.15, "faint": 0.0, "decoy": 0.5},
     "normal": {
-        "size": 1.15,
-        "contrast": 1.5,
+        "size": 1.5,
+        "contrast": 2.3,
         "noise": 0.045,
         "bias": 0.25,
         "faint": 0.2,
         "decoy": 1.0,
     },
-    "hard": {"size": 0.9, "contrast": 1.0, "noise": 0.07, "bias": 0.4, "faint": 0.35, "decoy": 1.2},
+    "hard": {"size": 1.2, "contrast": 1.7, "noise": 0.07, "bias": 0.4, "faint": 0.35, "decoy": 1.2},
 }
 
 

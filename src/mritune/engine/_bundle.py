@@ -38,11 +38,11 @@ def library_versions() -> dict[str, str]:
         "fastai": fastai.__version__,
         "numpy": numpy.__version__,
     }
-    try:
-        import optuna
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["optuna"] = optuna.__version__
-    except ImportError:  # pragma: no cover
+    try:
+        out["optuna"] = version("optuna")  # read without importing it (layer rule)
+    except PackageNotFoundError:  # pragma: no cover
         pass
     return out
 

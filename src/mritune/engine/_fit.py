@@ -8,6 +8,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import fastai.callback.progress  # noqa: F401 - patches Learner.no_bar
@@ -17,6 +18,14 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.data.core import DataLoaders
 from fastai.losses import CrossEntropyLossFlat
+from fastai.optimizer import (
+    Optimizer,
+    adam_step,
+    average_grad,
+    average_sqr_grad,
+    step_stat,
+    weight_decay,
+)
 from fastai.vision.learner import vision_learner
 from torch import nn
 
@@ -98,6 +107,77 @@ def _set_threads(workers: int) -> None:
     n = workers or os.cpu_count() or 1
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+class FusedAdam(Optimizer):
+    """fastai's ``Adam`` (decoupled weight decay, ``mom``/``sqr_mom``/``eps``/``wd`` hypers per
+    parameter group, no weight decay where the Learner set ``do_wd=False``), stepped with
+    PyTorch's fused AdamW kernel: one call per parameter group instead of about ten Python-level
+    tensor operations per parameter. The update and the optimizer state (``grad_avg``,
+    ``sqr_avg``, ``step``) are fastai's; on CPU the per-parameter loop cost as much as 30% of a
+    ResNet-18 step at 64 px. Parameters the kernel cannot take (sparse gradients, unsupported
+    devices) go through fastai's own per-parameter step.
+    """
+
+    def __init__(
+        self, params: Any, lr: float, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
+        wd: float = 0.01,
+    ) -> None:  # fmt: skip
+        cbs = [weight_decay, partial(average_grad, dampening=True), average_sqr_grad, step_stat]
+        super().__init__(params, [*cbs, adam_step], lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+
+    @staticmethod
+    def _fusable(p: torch.Tensor) -> bool:
+        return (
+            hasattr(torch, "_fused_adamw_")
+            and p.device.type in ("cpu", "cuda")
+            and p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+            and not p.grad.is_sparse
+        )
+
+    def zero_grad(self) -> None:
+        grads = [p.grad for pl in self.param_lists for p in pl if p.grad is not None]
+        for g in grads:
+            if g.grad_fn is not None:
+                g.detach_()
+        if grads:
+            torch._foreach_zero_(grads)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:
+            raise NotImplementedError("fastai optimizers do not support closure")
+        for pl, hyper in zip(self.param_lists, self.hypers):
+            buckets: dict[tuple, list[torch.Tensor]] = {}
+            for p in pl:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not self._fusable(p):
+                    for cb in self.cbs:
+                        new = cb(p, **{**state, **hyper})
+                        if isinstance(new, dict):
+                            state.update(new)
+                    self.state[p] = state
+                    continue
+                if "grad_avg" not in state:
+                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["sqr_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                key = (p.device, p.dtype, bool(state.get("do_wd", True)), state.get("step", 0))
+                buckets.setdefault(key, []).append(p)
+            for (device, _, do_wd, step), ps in buckets.items():
+                states = [self.state[p] for p in ps]
+                # The kernel reads the step count (already incremented, as in torch.optim.AdamW).
+                step_t = torch.tensor(float(step + 1), device=device)
+                torch._fused_adamw_(
+                    ps, [p.grad for p in ps], [st["grad_avg"] for st in states],
+                    [st["sqr_avg"] for st in states], [], [step_t] * len(ps),
+                    lr=float(hyper["lr"]), beta1=float(hyper["mom"]),
+                    beta2=float(hyper["sqr_mom"]), weight_decay=float(hyper["wd"]) if do_wd else 0.0,
+                    eps=float(hyper["eps"]), amsgrad=False, maximize=False,
+                )  # fmt: skip
+                for st in states:
+                    st["step"] = step + 1
 
 
 class _EpochReporter(Callback):
@@ -302,6 +382,7 @@ def _learner(
             wd=config.wd,
             ps=config.drop,
             lr=config.lr,
+            opt_func=FusedAdam,
         )
     finally:
         model_meta.pop(arch, None)

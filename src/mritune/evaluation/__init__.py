@@ -11,6 +11,7 @@ from mritune.evaluation._compare import (
     study_name_for,
 )
 from mritune.evaluation._cv import CVSpec, cv_summary, params_from, run_cv, write_cv_outputs
+from mritune.evaluation._nested import run_nested
 from mritune.evaluation._stats import Estimate, PairedTest, mean_ci, paired_test, wilson_interval
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "paired_test",
     "params_from",
     "run_cv",
+    "run_nested",
     "run_record",
     "study_name_for",
     "wilson_interval",

@@ -96,8 +96,13 @@ def run_cv(
     prepared: Prepared | None = None,
     on_fold: Callable[[dict[str, Any]], None] | None = None,
     on_epoch: Callable[[int, dict], bool] | None = None,
+    config_for: Callable[[int, int, np.ndarray], TrainConfig] | None = None,
 ) -> optuna.Study:
-    """Run (or resume) every fold of every repeat that is not complete yet."""
+    """Run (or resume) every fold of every repeat that is not complete yet.
+
+    ``config_for(repeat, fold, train_idx)`` chooses the configuration per fold (nested CV tunes it
+    on the fold's training part); by default every fold trains ``spec.config``.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     prep = prepared or prepare(spec.data, spec.config.img_size, cache_dir=spec.cache_dir)
     plan, grouped = _fold_plan(prep, spec)
@@ -121,6 +126,8 @@ def run_cv(
         study.set_user_attr("data", spec.data)
         study.set_user_attr("grouped_by_duplicates", grouped)
         study.set_user_attr("classes", prep.manifest.classes)
+        if config_for is not None:
+            study.set_user_attr("nested", getattr(config_for, "description", "nested"))
     n = len(plan)
 
     def objective(trial: optuna.Trial) -> float:
@@ -131,7 +138,15 @@ def run_cv(
             raise TuningError(f"not run: fold {fid} is done or running elsewhere")
         r, k, tr, te = plan[fid]
         t0 = time.perf_counter()
-        res = fit_fn(prep.cache, tr, te, spec.config, on_epoch)
+        try:
+            cfg = config_for(r, k, tr) if config_for else spec.config
+            res = fit_fn(prep.cache, tr, te, cfg, on_epoch)
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        trial.set_user_attr(
+            "config", {key: getattr(cfg, key) for key in ("arch", "wd", "epochs", "bs", "drop")}
+        )
         y = prep.manifest.labels[res.valid_idx]
         met = classification_metrics(y, res.probs, prep.manifest.classes)
         trial.set_user_attr("repeat", r)
@@ -200,16 +215,19 @@ def cv_summary(study: optuna.Study) -> dict[str, Any]:
         seen.add(t.params["fold_id"])
         folds.append({"repeat": t.user_attrs["repeat"], "fold": t.user_attrs["fold"], **t.user_attrs["metrics"],
                       "epochs_trained": t.user_attrs.get("epochs_trained"),
-                      "duration": t.user_attrs.get("duration"), "trial": t.number})  # fmt: skip
-    est = {
-        key: mean_ci([f[key] for f in folds]).to_dict()
-        for key in ("accuracy", "balanced_accuracy", "macro_f1")
-    }
+                      "duration": t.user_attrs.get("duration"), "trial": t.number,
+                      "config": t.user_attrs.get("config")})  # fmt: skip
+    est = {}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        e = mean_ci([f[key] for f in folds]).to_dict()
+        if e["ci_low"] is not None:  # these metrics live in [0, 1]; so does their interval
+            e["ci_low"], e["ci_high"] = max(0.0, e["ci_low"]), min(1.0, e["ci_high"])
+        est[key] = e
     oof = []
     for t in trials:
         for i, p in zip(t.user_attrs["oof_index"], t.user_attrs["oof_probs"]):
             oof.append((t.user_attrs["repeat"], i, p))
-    return {"study": study.study_name, "settings": ident, "classes": classes, "folds": folds,
+    return {"study": study.study_name, "settings": ident, "nested": study.user_attrs.get("nested"), "classes": classes, "folds": folds,
             "estimates": est, "grouped_by_duplicates": study.user_attrs.get("grouped_by_duplicates"),
             "data": study.user_attrs.get("data"), "data_fingerprint": study.user_attrs.get("data_fingerprint"),
             "n_folds_expected": ident["folds"] * ident["repeats"], "oof": oof}  # fmt: skip

@@ -23,7 +23,15 @@ from mritune.config import TrainConfig
 from mritune.errors import ConfigError, StorageError, TuningError
 from mritune.tuning._objective import METRICS, BudgetReached, Objective
 from mritune.tuning._space import SearchSpace, quick_space, reference_space
-from mritune.tuning._storage import is_multiprocess_safe, normalize_url, open_storage
+from mritune.tuning._storage import (
+    fail_silent_trials,
+    heartbeat_settings,
+    is_multiprocess_safe,
+    normalize_url,
+    open_storage,
+    storage_kind,
+    trial_heartbeat,
+)
 from mritune.tuning._techniques import PrunerSettings, get_technique
 
 __all__ = ["StudySpec", "run_study", "load_study", "finished_count", "make_splits", "preset"]
@@ -175,6 +183,8 @@ def _open_study(spec: StudySpec, seed_offset: int, *, data_fp: str | None) -> op
                 f"study '{spec.study}' was run on other data (fingerprint "
                 f"{attrs.get('data_fingerprint')}, now {data_fp}); pick a new --study"
             )
+        if data_fp and "data_fingerprint" not in attrs:  # created by a process without the data
+            study.set_user_attr("data_fingerprint", data_fp)
     else:
         study.set_user_attr("mritune_spec", spec.to_json())
         if data_fp:
@@ -206,7 +216,8 @@ def work(
 
     Safe to run in any number of processes at once on a shared storage. Trials that other workers
     are running count towards the budget; a trial of a dead worker is failed after the heartbeat
-    grace period and re-queued with the same parameters.
+    grace period and re-queued with the same parameters (Optuna's heartbeats on RDB storages, a
+    heartbeat user attribute on journal files).
     """
     _install_sigterm()
     if prepared is None or fit_fn is None:
@@ -223,6 +234,15 @@ def work(
     objective = Objective(fit_fn, prepared.cache, splits, base, spec.space,
                           spec.metric, n_trials=spec.n_trials, on_event=on_event)  # fmt: skip
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    # Journal files have no heartbeats of Optuna's: trials beat through a user attribute instead.
+    own_heartbeat = storage_kind(normalize_url(spec.storage)) == "journal"
+    run: Callable[[optuna.Trial], float] = objective
+    if own_heartbeat:
+        interval = heartbeat_settings()[0]
+
+        def run(trial: optuna.Trial) -> float:
+            with trial_heartbeat(trial, interval):
+                return objective(trial)
 
     def report_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_event:
@@ -230,7 +250,9 @@ def work(
                       "value": trial.value, "finished": finished_count(study)})  # fmt: skip
 
     while deadline is None or time.monotonic() < deadline:
-        fail_stale_trials(study)
+        fail_stale_trials(study)  # RDB storages: Optuna's heartbeats
+        if own_heartbeat:
+            fail_silent_trials(study)
         done = finished_count(study)
         if done >= spec.n_trials:
             break
@@ -238,7 +260,7 @@ def work(
         if done + running >= spec.n_trials:
             time.sleep(poll)  # the rest is running elsewhere; take over if a worker dies
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report_end],
+        study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[report_end],
                        gc_after_trial=True)  # fmt: skip
         _raise_if_hopeless(study)
     return study
@@ -298,9 +320,12 @@ def run_study(
     if prepared is None:  # build caches once, before the workers start
         from mritune.engine import prepare
 
-        prepare(spec.data, spec.base.img_size, cache_dir=spec.cache_dir)
+        prepared = prepare(spec.data, spec.base.img_size, cache_dir=spec.cache_dir)
+    from mritune.data import data_fingerprint
+
+    fp = data_fingerprint(prepared.manifest) if hasattr(prepared, "manifest") else None
     devices = _worker_devices(spec.base.device, workers)
-    _open_study(spec, 0, data_fp=None)  # create it once, so workers don't race to create it
+    _open_study(spec, 0, data_fp=fp)  # create it once, so workers don't race to create it
     ctx = get_context("spawn")
     procs = [ctx.Process(target=_worker_entry, args=(spec.to_json(), i, devices[i]), daemon=False)
              for i in range(workers)]  # fmt: skip

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import random
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 try:  # optuna >= 4.9 renamed the retry callback and its argument (the old ones go in 6.0)
     from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
@@ -28,6 +35,8 @@ __all__ = [
     "is_multiprocess_safe",
     "normalize_url",
     "heartbeat_settings",
+    "trial_heartbeat",
+    "fail_silent_trials",
 ]
 
 DEFAULT_STORAGE = "sqlite:///runs/mritune.db"
@@ -37,6 +46,9 @@ DEFAULT_STORAGE = "sqlite:///runs/mritune.db"
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30
 MAX_RETRY = 3
+#: User attribute that a running trial refreshes on storages without Optuna's own heartbeats
+#: (journal files), so that the trial of a dead worker can be told from a slow one.
+HEARTBEAT_ATTR = "heartbeat"
 
 
 def normalize_url(storage: str | None) -> str:
@@ -109,6 +121,21 @@ def _with_driver(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+def _rdb_storage(url: str, engine_kwargs: dict, hb: dict, attempts: int = 6) -> RDBStorage:
+    """``RDBStorage(url)``, retried when workers that start together on a new database race to
+    create Optuna's tables (PostgreSQL answers the loser with a unique or duplicate-table error)."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
     """Open (creating if needed) the storage at ``url``.
 
@@ -138,7 +165,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
         engine_kwargs = (
             {"connect_args": {"timeout": 60}} if kind == "sqlite" else {"pool_pre_ping": True}
         )
-        return RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **hb)
+        return _rdb_storage(_with_driver(url), engine_kwargs, hb)
     except ImportError as exc:
         extra = "postgres" if kind.startswith("postgres") else kind
         raise StorageError(
@@ -151,3 +178,53 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
 
 def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@contextlib.contextmanager
+def trial_heartbeat(trial: optuna.Trial, interval: float) -> Iterator[None]:
+    """Refresh ``trial``'s heartbeat attribute (a Unix time) every ``interval`` seconds while the
+    body runs: Optuna's heartbeats for storages that have none (journal files)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            except Exception:  # noqa: BLE001 - the trial finished or the storage went away
+                return
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"mritune-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def fail_silent_trials(study: optuna.Study, grace: float | None = None) -> list[int]:
+    """Fail the RUNNING trials whose :func:`trial_heartbeat` is older than ``grace`` seconds
+    (default: :func:`heartbeat_settings`) and queue each again with the same parameters, as RDB
+    storages do with Optuna's heartbeats. Returns the numbers of the trials failed.
+
+    Only for storages without Optuna's heartbeats: a trial that another worker is running there
+    beats through :func:`trial_heartbeat`. Clocks of machines sharing a journal file must agree to
+    within the grace period.
+    """
+    grace = heartbeat_settings()[1] if grace is None else grace
+    retry = _RetryCallback(max_retry=MAX_RETRY)
+    now = time.time()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start.timestamp() if t.datetime_start else now
+        if now - max(float(t.user_attrs.get(HEARTBEAT_ATTR, 0.0)), started) <= grace:
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, UpdateFinishedTrialError):
+            continue  # it finished meanwhile, or another worker failed it first
+        failed.append(t.number)
+        retry(study, t)
+    return failed
