@@ -21,10 +21,14 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     root = tmp_path_factory.mktemp("engine-env")
     paths = {"cache": root / "cache", "torch_home": root / "torch-home"}
     paths["torch_home"].mkdir()
+    import torch
+
+    threads = torch.get_num_threads()  # fit() sets the thread count; give it back afterwards
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MRITUNE_CACHE_DIR", str(paths["cache"]))
         mp.setenv("TORCH_HOME", str(paths["torch_home"]))
         yield paths
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

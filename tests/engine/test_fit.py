@@ -251,6 +251,54 @@ def test_pretrained_download_fails_offline_through_the_real_code_path(
     assert not list(hub.rglob("*.pth"))  # nothing half-downloaded was left behind
 
 
+# --- optimizer ------------------------------------------------------------------------------
+
+
+def _adam_run(opt_cls) -> tuple[dict, object]:  # noqa: ANN001
+    """Eight steps of a small conv net under ``opt_cls``: two parameter groups with their own lr,
+    BN and bias without weight decay, frozen body for three steps, momentum changed every step."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Dropout(0.0), nn.Linear(288, 4)
+    ).double()  # float64: the two updates agree to rounding, float32 would amplify it
+    opt = opt_cls([list(net[:2].parameters()), list(net[2:].parameters())], lr=1e-2, wd=0.1)
+    for p in (net[0].bias, net[1].weight, net[1].bias, net[4].bias):
+        opt.state[p]["do_wd"] = False
+    opt.set_hyper("lr", [1e-3, 3e-2])
+    opt.freeze()
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1])
+    for it in range(8):
+        if it == 3:
+            opt.unfreeze()
+        opt.set_hyper("mom", 0.95 - 0.01 * it)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    return net.state_dict(), opt
+
+
+def test_fused_adam_gives_fastai_adams_update_and_state(monkeypatch):
+    from fastai.optimizer import Adam
+
+    from mritune.engine._fit import FusedAdam
+
+    ref, ref_opt = _adam_run(Adam)
+    got, got_opt = _adam_run(FusedAdam)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-12, atol=1e-14, msg=k)
+    # fastai's own state layout, with per-parameter step counts (the body started 3 steps late)
+    steps_ref = [ref_opt.state[p].get("step") for pl in ref_opt.param_lists for p in pl]
+    steps_got = [got_opt.state[p].get("step") for pl in got_opt.param_lists for p in pl]
+    assert steps_got == steps_ref == [5, 5, 5, 5, 8, 8]
+    # parameters the fused kernel cannot take go through fastai's per-parameter step: same result
+    monkeypatch.setattr(FusedAdam, "_fusable", staticmethod(lambda p: False))
+    slow, _ = _adam_run(FusedAdam)
+    for k in ref:
+        torch.testing.assert_close(slow[k], ref[k], rtol=0, atol=0, msg=k)  # fastai's own code
+
+
 # --- typed failures ---------------------------------------------------------------------------
 
 

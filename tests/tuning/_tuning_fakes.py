@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from mritune.config import TrainConfig
-from mritune.tuning import Param, SearchSpace
+from mritune.tuning import Param, SearchSpace, StudySpec
+
+#: The ``make_spec`` fixture: ``make_spec(**changes) -> StudySpec``.
+MakeSpec = Callable[..., StudySpec]
 
 #: Final accuracy of each fake architecture after many epochs (before the weight-decay penalty).
 CEILING = {"good": 0.92, "fair": 0.8, "poor": 0.55, "tiny": 0.8, "resnet18": 0.88}
@@ -173,8 +176,15 @@ def spawn(target: Callable[..., None], *args: Any) -> multiprocessing.process.Ba
     return proc
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "it") -> Any:
-    """Call ``check`` until it returns something truthy; fail the test after ``timeout`` s."""
+def wait_for(
+    check: Callable[[], Any],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    procs: list[multiprocessing.process.BaseProcess] = (),  # type: ignore[assignment]
+) -> Any:
+    """Call ``check`` until it returns something truthy; fail the test after ``timeout`` s, or
+    as soon as one of ``procs`` has exited."""
     import pytest
 
     deadline = time.monotonic() + timeout
@@ -182,5 +192,8 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "it") 
         got = check()
         if got:
             return got
+        dead = [p.exitcode for p in procs if not p.is_alive()]
+        if dead:
+            pytest.fail(f"a worker exited (code {dead[0]}) before {what}")
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")

@@ -1,5 +1,5 @@
-"""Shared fixtures for the tuning tests: a fake ``fit`` and dataset (``_tuning_fakes``), a small
-search space, study specs on temporary storages, and child processes that run workers."""
+"""Shared fixtures for the tuning tests. The fakes themselves (``fit``, dataset, search space,
+worker entry points) live in ``_tuning_fakes``, which test modules and spawned workers import."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ import _tuning_fakes  # noqa: E402
 from _tuning_fakes import BASE, fake_space  # noqa: E402
 
 from mritune.tuning import StudySpec  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Optuna warns that heartbeats and some samplers are experimental; mritune knows."""
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(
+                pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+            )
 
 
 @pytest.fixture(scope="session", autouse=True)

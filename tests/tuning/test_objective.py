@@ -7,12 +7,12 @@ import math
 import numpy as np
 import optuna
 import pytest
-from _tuning_fakes import BASE, FakeFit, FakePrepared, curve, fake_space
+from _tuning_fakes import BASE, FakeFit, FakePrepared, MakeSpec, curve, fake_space
 from optuna.pruners import NopPruner, SuccessiveHalvingPruner
 from optuna.trial import TrialState
 
 from mritune.errors import TrainingDiverged, TuningError
-from mritune.tuning import Objective, finished_count, run_study
+from mritune.tuning import Objective, SearchSpace, finished_count, run_study
 from mritune.tuning._objective import BudgetReached
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -118,7 +118,7 @@ def test_trial_past_the_budget_is_not_run() -> None:
     assert fit.calls == 2
 
 
-def test_diverged_trial_fails_with_its_reason_and_the_study_goes_on(make_spec) -> None:  # noqa: ANN001
+def test_diverged_trial_fails_with_its_reason_and_the_study_goes_on(make_spec: MakeSpec) -> None:
     fit = FakeFit(diverge_calls=(2,))
     spec = make_spec(technique="random", n_trials=4)
 
@@ -132,7 +132,7 @@ def test_diverged_trial_fails_with_its_reason_and_the_study_goes_on(make_spec) -
     assert fit.calls == 5
 
 
-def test_trials_that_all_fail_the_same_way_stop_the_study(make_spec) -> None:  # noqa: ANN001
+def test_trials_that_all_fail_the_same_way_stop_the_study(make_spec: MakeSpec) -> None:
     fit = FakeFit(diverge_calls="all")
 
     with pytest.raises(TuningError, match="the last 3 trials all failed with: training loss"):
@@ -151,3 +151,20 @@ def test_engine_errors_are_recorded_not_swallowed() -> None:
     assert t.state == TrialState.FAIL
     assert t.user_attrs["fail_reason"] == "loss is nan"
     assert t.user_attrs["epochs_trained"] == 0
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def test_trial_is_never_pruned_after_its_last_epoch() -> None:
+    study = study_with(AlwaysPrune(), {"arch": "poor", "wd": 1e-2, "drop": 0.2})
+    no_epochs = SearchSpace(tuple(p for p in fake_space().params if p.name != "epochs"))
+
+    objective = Objective(FakeFit(), None, splits(1), BASE.replace(epochs=1), no_epochs)
+    study.optimize(objective, n_trials=1)
+
+    t = study.trials[0]
+    assert t.state == TrialState.COMPLETE  # pruning would save nothing: it trained its one epoch
+    assert t.user_attrs["epochs_trained"] == 1

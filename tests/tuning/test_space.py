@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _tuning_fakes import BASE
+from _tuning_fakes import BASE, MakeSpec
 
 from mritune.config import TrainConfig
 from mritune.errors import ConfigError
@@ -163,7 +163,7 @@ def test_study_spec_survives_json_with_the_same_identity(tmp_path: Path) -> None
         ({"technique": "tpe-sha"}, "unknown technique 'tpe-sha'; known: random, "),
     ],
 )
-def test_study_spec_rejects_bad_settings(make_spec, changes: dict, message: str) -> None:  # noqa: ANN001
+def test_study_spec_rejects_bad_settings(make_spec: MakeSpec, changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_spec(**changes)
 

@@ -168,7 +168,7 @@ class FusedAdam(Optimizer):
             for (device, _, do_wd, step), ps in buckets.items():
                 states = [self.state[p] for p in ps]
                 # The kernel reads the step count (already incremented, as in torch.optim.AdamW).
-                step_t = torch.tensor(float(step + 1), device=device)
+                step_t = torch.tensor(float(step + 1), dtype=torch.float32, device=device)
                 torch._fused_adamw_(
                     ps, [p.grad for p in ps], [st["grad_avg"] for st in states],
                     [st["sqr_avg"] for st in states], [], [step_t] * len(ps),

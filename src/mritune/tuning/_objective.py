@@ -132,6 +132,9 @@ class Objective:
             self._record(trial, state, history, fold_values, t0,
                          fail_reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
             raise
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trial ends FAIL, with what it did
+            self._record(trial, state, history, fold_values, t0, fail_reason="interrupted")
+            raise
         self._record(trial, state, history, fold_values, t0)
         if state["pruned"]:
             raise optuna.TrialPruned(f"pruned after {state['epochs']} epochs")
