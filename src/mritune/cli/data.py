@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--size", type=int, default=96, help="image side in px (96)")
     d.add_argument("--seed", type=int, default=0, help="random seed (0); same seed, same bytes")
     d.add_argument("--difficulty", choices=["easy", "normal", "hard"], default="normal")
+    d.add_argument("--force", action="store_true",
+                   help="replace the images of an existing demo dataset in OUT")  # fmt: skip
     d.set_defaults(func=run_demo)
 
     i = dsub.add_parser("inspect", help="counts, image sizes, problems, duplicates and leakage")
@@ -38,7 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from mritune.data import generate_demo
+    import shutil
+    from pathlib import Path
+
+    from mritune.data import DEMO_CLASSES, generate_demo
+    from mritune.errors import ConfigError
+
+    out = Path(args.out)
+    owned = [out / s / c for s in ("Training", "Testing") for c in DEMO_CLASSES]
+    if any(d.is_dir() and any(d.iterdir()) for d in owned):
+        if not args.force:
+            raise ConfigError(
+                f"{out} already holds a dataset; pass --force to replace its demo images, or "
+                f"choose an empty folder (mixing old and new images would break the counts)"
+            )
+        for d in owned:
+            shutil.rmtree(d, ignore_errors=True)
 
     # transient: an argument error then prints as one line, not after a half-drawn bar
     with progress_bar("writing demo images", transient=True) as update:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cache = str(out / "cache")
     t0 = time.monotonic()
     steps = [
-        ["data", "demo", str(data), "--train-per-class", str(args.train_per_class),
+        ["data", "demo", str(data), "--force", "--train-per-class", str(args.train_per_class),
          "--test-per-class", str(args.test_per_class), "--size", str(args.size)],
         ["data", "inspect", str(data), "--json", str(out / "inspect.json"), "--cache-dir", cache],
         ["compare", str(data), "--techniques", "random,tpe-sh", "--trials", str(args.trials),

@@ -71,7 +71,18 @@ def run_cv_cmd(args: argparse.Namespace) -> int:
         cfg, source = base_spec.base, f"{args.technique}, {base_spec.n_trials} trials per fold"
         name = args.cv_study or f"nested-{args.technique}-{args.preset}"
     else:
+        from mritune.errors import ConfigError
+
+        given = [f for f, v in (("--trials", args.trials), ("--space", args.space),
+                                ("--timeout", args.timeout)) if v is not None]  # fmt: skip
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} only apply with --nested (tuning inside each fold)"
+            )
         cfg, source = _config(args)
+        over = {k: v for k, v in (("img_size", args.img_size), ("pretrained", args.pretrained),
+                                  ("weights", args.weights)) if v is not None}  # fmt: skip
+        cfg = cfg.replace(workers=args.threads, **over)
         name = args.cv_study or f"cv-{Path(args.params).parent.name if args.params else args.study}"
     spec = CVSpec(data=args.data, config=cfg, folds=args.folds, repeats=args.repeats,
                   grouped=args.grouped, seed=args.seed, study=name, storage=args.storage or "",
@@ -122,7 +133,9 @@ def print_cv(summary: dict[str, Any]) -> None:
         cols.append("chosen configuration")
         rows = [r + [f.get("config")] for r, f in zip(rows, summary["folds"])]
     console.print(table("cross-validation folds (held-out fold of Training/)", cols, rows))
-    n = len(summary["folds"])
+    if not summary["complete"]:
+        console.print(f"[yellow]only {len(summary['folds'])} of {summary['n_folds_expected']} folds are done; "
+                      f"run the same command to finish[/]")  # fmt: skip
     for key, e in summary["estimates"].items():
         ci = (
             f"95% CI {e['ci_low']:.4f}–{e['ci_high']:.4f}"
@@ -130,7 +143,7 @@ def print_cv(summary: dict[str, Any]) -> None:
             else "no interval"
         )
         sd = f" ± {e['std']:.4f}" if e["std"] is not None else ""
-        console.print(f"{key}: {e['mean']:.4f}{sd} ({ci}; t over {n} folds)")
+        console.print(f"{key}: {e['mean']:.4f}{sd} ({ci}; Student t over {e['over']})")
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -158,9 +171,10 @@ def run_compare(args: argparse.Namespace) -> int:
     summary = compare_studies(techs, seeds, args.name, storage, run=run,
                               make_spec=lambda tech, name, seed: build_spec(args, tech, name, seed))  # fmt: skip
     spec0 = build_spec(args, techs[0], "x", seeds[0])
-    from mritune.tuning._results import _measured_on
 
-    measured = _measured_on({"cv": spec0.cv, "split": spec0.split, "valid_pct": spec0.valid_pct})
+    from mritune.tuning import measured_on
+
+    measured = measured_on({"cv": spec0.cv, "split": spec0.split, "valid_pct": spec0.valid_pct})
     md = comparison_markdown(summary, measured)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text("# Technique comparison\n\n" + md)

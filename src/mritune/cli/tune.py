@@ -70,11 +70,11 @@ def build_spec(
         over["pretrained"] = args.pretrained
     if args.weights:
         over["weights"] = args.weights
-    if args.img_size:
+    if args.img_size is not None:
         over["img_size"] = args.img_size
     return StudySpec(
-        data=str(args.data), study=study, storage=args.storage or "",
-        technique=technique, n_trials=args.trials or extra["n_trials"], space=space,
+        data=str(Path(args.data).resolve()), study=study, storage=args.storage or "",
+        technique=technique, n_trials=extra["n_trials"] if args.trials is None else args.trials, space=space,
         base=base.replace(**over), metric=args.metric, cv=getattr(args, "cv", 0),
         split=extra["split"] if not getattr(args, "cv", 0) else "stratified", valid_pct=extra["valid_pct"],
         seed=args.seed if seed is None else seed, timeout=args.timeout, cache_dir=args.cache_dir,
@@ -158,9 +158,12 @@ def print_study(study: Any, spec: Any, out: Path) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    from mritune.errors import ConfigError
     from mritune.tuning import normalize_url
 
-    study_name = args.study or f"{args.technique}-{args.preset}"
+    study_name = f"{args.technique}-{args.preset}" if args.study is None else args.study
+    if not study_name.strip():
+        raise ConfigError("--study is empty; give a name or leave the option out")
     spec = build_spec(args, args.technique, study_name)
     out = Path(args.out or f"runs/{study_name}")
     console.print(

@@ -26,7 +26,7 @@ from mritune.data._quality import (
     find_duplicates,
     link_augmented,
 )
-from mritune.data._splits import holdout, kfold
+from mritune.data._splits import holdout, kfold, originals
 
 __all__ = [
     "DEFAULT_HANDLE",
@@ -53,6 +53,7 @@ __all__ = [
     "inspect",
     "kfold",
     "link_augmented",
+    "originals",
     "load_array",
     "to_mode",
 ]

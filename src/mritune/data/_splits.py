@@ -9,7 +9,7 @@ from mritune.errors import ConfigError
 # scikit-learn is imported inside the functions: it costs about a second, which `import
 # mritune.data` (the CLI, and every spawned cache-decoding worker) should not pay.
 
-__all__ = ["holdout", "kfold"]
+__all__ = ["holdout", "kfold", "originals"]
 
 
 def _check(indices: np.ndarray, labels: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
@@ -122,3 +122,14 @@ def kfold(
             indices, y
         )
     return [(np.sort(indices[tr]), np.sort(indices[te])) for tr, te in parts]
+
+
+def originals(manifest: object, idx: np.ndarray) -> np.ndarray:
+    """``idx`` without generated variants (``*_Augmented/`` images).
+
+    Augmented variants may train, but they never count in a score: a validation fold, holdout or
+    test set is scored on original images only (their variants follow them through the groups).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    aug = getattr(manifest, "augmented", None)
+    return idx if aug is None or len(idx) == 0 else idx[~np.asarray(aug)[idx]]

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from mritune.data import Problem, load_array
+from mritune.data._image import IMAGE_FORMATS
 from mritune.engine._bundle import Bundle
 from mritune.engine._fit import resolve_device
 
 __all__ = ["predict_arrays", "predict_files", "Prediction", "gradcam_overlays", "expand_paths"]
 
-_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
+_IMAGE_EXTS = {ext for exts in IMAGE_FORMATS.values() for ext in exts}
 
 
 def _to_tensor(batch: np.ndarray, bundle: Bundle, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mritune.config import TrainConfig
-from mritune.data import ImageCache, Inspection, build_cache, holdout, inspect
+from mritune.data import ImageCache, Inspection, build_cache, holdout, inspect, originals
 from mritune.engine._bundle import Bundle, load_bundle, save_bundle
 from mritune.engine._fit import EpochCallback, FitResult, fit
 from mritune.engine._metrics import classification_metrics, plot_confusion_matrix
@@ -69,6 +69,8 @@ def reference_split(prepared: Prepared, valid_pct: float = 0.2, seed: int = 42):
     and ``RandomSplitter(valid_pct, seed)``; returns (train, valid) manifest indices."""
     from fastai.data.transforms import RandomSplitter, get_image_files
 
+    if not 0.0 < valid_pct < 1.0:
+        raise ConfigError(f"valid_pct is {valid_pct}, but must be 0 < valid_pct < 1")
     m = prepared.manifest
     train_dirs = {Path(m.paths[i]).parent.parent for i in m.indices("train", augmented=False)}
     if len(train_dirs) != 1:
@@ -144,10 +146,11 @@ def train_model(
             )
     else:
         raise ConfigError(f"split '{split}' is unknown; choose stratified, reference or none")
+    va = originals(m, va)  # augmented variants train, never score
     res = fit(prep.cache, tr, va, config, on_epoch)
     valid_metrics = evaluate_split(res.probs, res.valid_idx, prep, m.classes) if len(va) else None
     test_metrics = None
-    test_idx = prep.cache.usable(m.indices("test"))
+    test_idx = prep.cache.usable(m.indices("test", augmented=False))
     out = Path(out)
     meta_split = {"train": int(len(tr)), "valid": int(len(va)), "split": split}
     bundle_dir = save_bundle(
@@ -200,10 +203,10 @@ def evaluate_model(
             f"{data}: classes {m.classes} differ from the model's {bundle.classes}; evaluate on "
             f"data with the same class folders"
         )
-    idx = prep.cache.usable(m.indices(split))
+    idx = prep.cache.usable(m.indices(split, augmented=False))
     if len(idx) == 0:
         raise DataError(
-            f"{data}: no images in split '{split}' (splits here: {sorted(set(m.splits))})"
+            f"{data}: no images in split '{split}' (splits here: {', '.join(sorted(set(m.splits.tolist())))})"
         )
     metrics = evaluate_on(bundle, prep, idx, Path(out) if out else None, device=device)
     metrics["split"] = split

@@ -76,7 +76,11 @@ def compare_studies(
             name = study_name_for(prefix, tech, seed)
             if run is not None and make_spec is not None:
                 run(make_spec(tech, name, seed))
-            records[tech].append(run_record(load_study(name, url)))
+            study = load_study(name, url)
+            if "compare_prefix" not in study.user_attrs:  # how the report finds the comparison
+                study.set_user_attr("compare_prefix", prefix)
+                study.set_user_attr("compare_seed", seed)
+            records[tech].append(run_record(study))
     return summarise(records, prefix=prefix, storage=url)
 
 
@@ -95,8 +99,9 @@ def summarise(
         }
     tests = []
     for a, b in itertools.combinations(records, 2):
-        pairs = [(x["best_value"], y["best_value"]) for x, y in zip(records[a], records[b])
-                 if x["best_value"] is not None and y["best_value"] is not None]  # fmt: skip
+        by_seed = {x["seed"]: x["best_value"] for x in records[b]}
+        pairs = [(x["best_value"], by_seed[x["seed"]]) for x in records[a]  # paired by seed
+                 if x["best_value"] is not None and by_seed.get(x["seed"]) is not None]  # fmt: skip
         if len(pairs) >= 2:
             t = paired_test([p[1] for p in pairs], [p[0] for p in pairs], a_name=b, b_name=a)
             tests.append({"a": b, "b": a, "n": t.n, "p_value": t.p_value,

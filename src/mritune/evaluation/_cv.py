@@ -17,7 +17,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from mritune.config import TrainConfig
-from mritune.data import data_fingerprint, kfold
+from mritune.data import data_fingerprint, kfold, originals
 from mritune.engine import Prepared, classification_metrics, fit, plot_confusion_matrix, prepare
 from mritune.errors import ConfigError, TuningError
 from mritune.evaluation._stats import mean_ci
@@ -76,7 +76,7 @@ def _fold_plan(
     prep: Prepared, spec: CVSpec
 ) -> tuple[list[tuple[int, int, np.ndarray, np.ndarray]], bool]:
     m = prep.manifest
-    pool = prep.cache.usable(m.indices("train"))
+    pool = prep.cache.usable(m.indices("train"))  # augmented variants train, never score
     groups = prep.groups
     has_dups = len(np.unique(groups[pool])) < len(pool)
     use_groups = groups if (spec.grouped and has_dups) else None
@@ -85,7 +85,7 @@ def _fold_plan(
         for k, (tr, te) in enumerate(
             kfold(pool, m.labels, n_splits=spec.folds, seed=spec.seed + r, groups=use_groups)
         ):
-            plan.append((r, k, tr, te))
+            plan.append((r, k, tr, originals(m, te)))
     return plan, use_groups is not None
 
 
@@ -103,7 +103,7 @@ def run_cv(
     ``config_for(repeat, fold, train_idx)`` chooses the configuration per fold (nested CV tunes it
     on the fold's training part); by default every fold trains ``spec.config``.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     prep = prepared or prepare(spec.data, spec.config.img_size, cache_dir=spec.cache_dir)
     plan, grouped = _fold_plan(prep, spec)
     url = normalize_url(spec.storage)
@@ -217,9 +217,17 @@ def cv_summary(study: optuna.Study) -> dict[str, Any]:
                       "epochs_trained": t.user_attrs.get("epochs_trained"),
                       "duration": t.user_attrs.get("duration"), "trial": t.number,
                       "config": t.user_attrs.get("config")})  # fmt: skip
+    # Folds of one repeat share images, and so do repeats: with R > 1 repeats the interval is
+    # taken over the R repeat means (not over K x R folds, which would pretend to be independent).
+    repeats = sorted({f["repeat"] for f in folds})
     est = {}
     for key in ("accuracy", "balanced_accuracy", "macro_f1"):
-        e = mean_ci([f[key] for f in folds]).to_dict()
+        if len(repeats) > 1:
+            vals = [float(np.mean([f[key] for f in folds if f["repeat"] == r])) for r in repeats]
+            over = f"{len(repeats)} repeat means of {ident['folds']} folds each"
+        else:
+            vals, over = [f[key] for f in folds], f"{len(folds)} folds"
+        e = mean_ci(vals).to_dict() | {"over": over}
         if e["ci_low"] is not None:  # these metrics live in [0, 1]; so does their interval
             e["ci_low"], e["ci_high"] = max(0.0, e["ci_low"]), min(1.0, e["ci_high"])
         est[key] = e
@@ -230,7 +238,8 @@ def cv_summary(study: optuna.Study) -> dict[str, Any]:
     return {"study": study.study_name, "settings": ident, "nested": study.user_attrs.get("nested"), "classes": classes, "folds": folds,
             "estimates": est, "grouped_by_duplicates": study.user_attrs.get("grouped_by_duplicates"),
             "data": study.user_attrs.get("data"), "data_fingerprint": study.user_attrs.get("data_fingerprint"),
-            "n_folds_expected": ident["folds"] * ident["repeats"], "oof": oof}  # fmt: skip
+            "n_folds_expected": ident["folds"] * ident["repeats"],
+            "complete": len(folds) == ident["folds"] * ident["repeats"], "oof": oof}  # fmt: skip
 
 
 def write_cv_outputs(

@@ -44,6 +44,7 @@ def run_nested(
         if fit_fn is not None:
             kwargs["fit_fn"] = fit_fn
         study = work(ts, **kwargs)
+        study.set_user_attr("nested_in", spec.study)
         try:
             best = study.best_trial
         except ValueError:

@@ -12,14 +12,23 @@ from mritune.evaluation import comparison_rows, cv_summary, run_record
 from mritune.evaluation._compare import COMPARE_COLUMNS, summarise
 from mritune.reporting._blocks import Block, Heading, Image, Table, Text, fmt, to_html, to_markdown
 from mritune.reporting._figures import study_figures
-from mritune.tuning import TRIAL_COLUMNS, normalize_url, open_storage, trial_rows
+from mritune.tuning import TRIAL_COLUMNS, measured_on, normalize_url, open_storage, trial_rows
 
 __all__ = ["build_report", "write_report"]
 
 
 def _studies(storage: str, names: list[str] | None) -> list[optuna.Study]:
-    st = open_storage(normalize_url(storage), heartbeat=False)
+    from mritune.errors import StorageError
+
+    url = normalize_url(storage)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise StorageError(
+            f"{url}: no such database; run mritune tune/compare/cv first or pass --storage"
+        )
+    st = open_storage(url, heartbeat=False)
     all_names = [s.study_name for s in optuna.get_all_study_summaries(st)]
+    if not all_names:
+        raise StorageError(f"no studies in {url}; run mritune tune/compare/cv first")
     if names:
         missing = [n for n in names if n not in all_names]
         if missing:
@@ -59,7 +68,10 @@ def build_report(
 ) -> tuple[list[Block], dict[str, Any]]:  # fmt: skip
     """Report blocks plus the plain numbers they show (for tests to compare with the storage)."""
     all_studies = _studies(storage, studies)
-    tuning = [s for s in all_studies if "mritune_spec" in s.user_attrs]
+    tuning = [
+        s for s in all_studies if "mritune_spec" in s.user_attrs and "nested_in" not in s.user_attrs
+    ]
+    compared = [s for s in tuning if "compare_prefix" in s.user_attrs]
     cvs = [s for s in all_studies if "mritune_cv" in s.user_attrs]
     numbers: dict[str, Any] = {"studies": {}, "cv": {}}
     blocks: list[Block] = [Heading("mritune report", 1)]
@@ -72,16 +84,18 @@ def build_report(
     if data:
         blocks += _data_section(data)
     models_trained = 0
-    if tuning:
+    prefixes = sorted({s.user_attrs["compare_prefix"] for s in compared})
+    for prefix in prefixes:
+        members = sorted((s for s in compared if s.user_attrs["compare_prefix"] == prefix),
+                         key=lambda s: s.user_attrs["compare_seed"])  # fmt: skip
         records: dict[str, list[dict[str, Any]]] = {}
-        for s in tuning:
+        for s in members:
             records.setdefault(specs[s.study_name]["technique"], []).append(run_record(s))
-        summary = summarise(records, prefix="", storage=normalize_url(storage))
-        blocks.append(Heading("Technique comparison"))
-        sp0 = next(iter(specs.values()))
-        from mritune.tuning._results import _measured_on
+        summary = summarise(records, prefix=prefix, storage=normalize_url(storage))
+        blocks.append(Heading(f"Technique comparison ({prefix})"))
+        sp0 = specs[members[0].study_name]
 
-        blocks.append(Text(f"Each row is one study. Score: best trial's {sp0['metric']} on {_measured_on(sp0)}; "
+        blocks.append(Text(f"Each row is one study. Score: best trial's {sp0['metric']} on {measured_on(sp0)}; "
                            f"same data, split and trial budget for every technique."))  # fmt: skip
         blocks.append(Table(COMPARE_COLUMNS, comparison_rows(summary)))
         est_rows = []
@@ -94,6 +108,8 @@ def build_report(
         tests = [t["summary"] for t in summary["tests"]]
         blocks.append(Text("\n".join(f"- {t}" for t in tests) if tests else
                            "One study per technique: no spread and no significance test (run compare --repeats 3)."))  # fmt: skip
+    if tuning:
+        blocks.append(Heading("Studies"))
         for s in tuning:
             sp = specs[s.study_name]
             rows = trial_rows(s)
@@ -104,7 +120,7 @@ def build_report(
             blocks.append(Heading(f"Study {s.study_name}", 3))
             blocks.append(Text(
                 f"Technique {sp['technique']}, sampler seed {sp['seed']}, {sp['n_trials']} trials wanted, metric "
-                f"{sp['metric']} on {_measured_on(sp)}. Pruner: min resource {sp['pruner']['min_resource']} "
+                f"{sp['metric']} on {measured_on(sp)}. Pruner: min resource {sp['pruner']['min_resource']} "
                 f"epoch(s), reduction factor {sp['pruner']['reduction_factor']}; steps are epochs trained. "
                 f"Search space: {'; '.join(_space_text(sp['space']))}. Fixed: image size {sp['base']['img_size']} px, "
                 f"pretrained {sp['base']['pretrained']}, lr {sp['base']['lr']}, freeze epochs {sp['base']['freeze_epochs']}."
@@ -133,9 +149,20 @@ def build_report(
         blocks.append(Table(["repeat", "fold", "n", "accuracy", "balanced accuracy", "macro-F1", *[f"recall {c}" for c in classes]],
                             [[f["repeat"], f["fold"], f["n"], f["accuracy"], f["balanced_accuracy"], f["macro_f1"],
                               *[f["recall"][c] for c in classes]] for f in cs["folds"]]))  # fmt: skip
-        blocks.append(Table(["metric", "mean", "sd", "95% CI low", "95% CI high", "folds"],
-                            [[k, e["mean"], e["std"], e["ci_low"], e["ci_high"], e["n"]] for k, e in cs["estimates"].items()],
-                            "mean over folds with a Student-t 95% confidence interval"))  # fmt: skip
+        blocks.append(Table(["metric", "mean", "sd", "95% CI low", "95% CI high", "interval over"],
+                            [[k, e["mean"], e["std"], e["ci_low"], e["ci_high"], e["over"]] for k, e in cs["estimates"].items()],
+                            "Student-t 95% confidence interval, clipped to [0, 1]"))  # fmt: skip
+        if not cs["complete"]:
+            blocks.append(
+                Text(f"Incomplete: {len(cs['folds'])} of {cs['n_folds_expected']} folds done.")
+            )
+        if cs.get("nested"):
+            blocks.append(Table(["repeat", "fold", "chosen configuration (inner study)"],
+                                [[f["repeat"], f["fold"], f.get("config")] for f in cs["folds"]],
+                                f"nested CV: each outer fold tuned by {cs['nested']}"))  # fmt: skip
+        else:
+            blocks.append(Text("This CV scores a configuration chosen by tuning on the same Training/ data, so it "
+                               "is optimistic; `mritune cv --nested` estimates tune-then-train without that bias."))  # fmt: skip
     if final:
         blocks += _final_section(Path(final), out)
         models_trained += 1
@@ -165,6 +192,10 @@ def _space_text(space: dict[str, Any]) -> list[str]:
 
 
 def _final_section(final: Path, out: Path) -> list[Block]:
+    from mritune.errors import BundleError
+
+    if not (final / "model.json").is_file():
+        raise BundleError(f"{final}: no model.json; --final takes the folder `mritune final` wrote")
     meta = json.loads((final / "model.json").read_text())
     blocks: list[Block] = [Heading("Final model on Testing/")]
     hp = meta["hyperparameters"]

@@ -10,6 +10,7 @@ from mritune.tuning._results import (
     TRIAL_COLUMNS,
     best_summary,
     markdown_table,
+    measured_on,
     trial_rows,
     write_trials,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "load_study",
     "make_splits",
     "markdown_table",
+    "measured_on",
     "normalize_url",
     "open_storage",
     "preset",

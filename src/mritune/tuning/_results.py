@@ -11,7 +11,14 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["trial_rows", "best_summary", "write_trials", "markdown_table", "TRIAL_COLUMNS"]
+__all__ = [
+    "trial_rows",
+    "best_summary",
+    "write_trials",
+    "markdown_table",
+    "measured_on",
+    "TRIAL_COLUMNS",
+]
 
 TRIAL_COLUMNS = [
     "Trial", "Best Score", "Architecture", "Weight Decay", "Epochs", "Batch Size", "Drop",
@@ -74,7 +81,7 @@ def best_summary(study: optuna.Study, storage: str) -> dict[str, Any] | None:
         "storage": storage,
         "technique": spec.get("technique"),
         "metric": spec.get("metric"),
-        "measured_on": _measured_on(spec),
+        "measured_on": measured_on(spec),
         "value": best.value,
         "trial": best.number,
         "params": best.params,
@@ -87,7 +94,7 @@ def best_summary(study: optuna.Study, storage: str) -> dict[str, Any] | None:
     }
 
 
-def _measured_on(spec: dict[str, Any]) -> str:
+def measured_on(spec: dict[str, Any]) -> str:
     if spec.get("cv"):
         return f"mean of {spec['cv']}-fold stratified cross-validation over Training/"
     if spec.get("split") == "reference":

@@ -82,6 +82,8 @@ class StudySpec:
             "cv": self.cv,
             "split": self.split,
             "valid_pct": self.valid_pct,
+            "seed": self.seed,  # the holdout / folds depend on it
+            "pruner": dataclasses.asdict(self.pruner),
             "base": {
                 k: v for k, v in self.base.to_dict().items() if k not in ("device", "workers")
             },
@@ -138,7 +140,14 @@ def load_study(name: str, storage: str) -> optuna.Study:
 
 
 def make_splits(prepared: Any, spec: StudySpec) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The holdout (or K folds) the study tunes on, as manifest index arrays."""
+    """The holdout (or K folds) the study tunes on, as manifest index arrays. Validation sides hold
+    original images only (augmented variants train, never score)."""
+    from mritune.data import originals
+
+    return [(tr, originals(prepared.manifest, va)) for tr, va in _splits(prepared, spec)]
+
+
+def _splits(prepared: Any, spec: StudySpec) -> list[tuple[np.ndarray, np.ndarray]]:
     from mritune.data import holdout, kfold
 
     m = prepared.manifest
@@ -159,7 +168,9 @@ def make_splits(prepared: Any, spec: StudySpec) -> list[tuple[np.ndarray, np.nda
 
 
 def _open_study(spec: StudySpec, seed_offset: int, *, data_fp: str | None) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are recorded with their reason and shown in the tables; Optuna's own
+    # per-failure tracebacks on stderr would only bury the progress display.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = normalize_url(spec.storage)
     storage = open_storage(url)
     tech = get_technique(spec.technique)
