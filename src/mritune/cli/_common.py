@@ -50,7 +50,11 @@ def progress_bar(description: str, *, transient: bool = False) -> Iterator[Calla
                 kwargs["info"] = info
             prog.update(task, **kwargs)
 
-        yield update
+        try:
+            yield update
+        except BaseException:
+            prog.live.transient = True  # an error is one line, not a half-drawn bar and a line
+            raise
 
 
 def write_json(path: str | Path, data: Any) -> Path:

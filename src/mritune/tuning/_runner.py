@@ -187,7 +187,7 @@ def _open_study(spec: StudySpec, seed_offset: int, *, data_fp: str | None) -> op
             diff = [k for k in spec.identity() if old.identity()[k] != spec.identity()[k]]
             raise TuningError(
                 f"study '{spec.study}' in {url} was created with other settings "
-                f"({', '.join(diff)} differ); resume it with the same options or pick a new --study"
+                f"(differs: {', '.join(diff)}); resume it with the same options or pick a new --study"
             )
         if data_fp and attrs.get("data_fingerprint") not in (None, data_fp):
             raise TuningError(
