@@ -70,7 +70,7 @@ def test_resuming_with_other_settings_is_refused(make_spec: MakeSpec) -> None:
     run_study(make_spec(n_trials=1), fit_fn=FakeFit(), prepared=FakePrepared())
 
     with pytest.raises(
-        TuningError, match=r"created with other settings \(technique, metric differ\)"
+        TuningError, match=r"created with other settings \(differs: technique, metric\)"
     ):
         run_study(make_spec(n_trials=2, technique="random", metric="macro_f1"), fit_fn=FakeFit(),
                   prepared=FakePrepared())  # fmt: skip
