@@ -11,10 +11,10 @@ from mritune.cli._common import console
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="generate demo data, compare random vs tpe-sh, CV, final model, "
-                       "Grad-CAM, report (about 10 minutes on a 2-core CPU)")  # fmt: skip
+                       "Grad-CAM, report (a few minutes on a 2-core CPU)")  # fmt: skip
     p.add_argument("--out", default="runs/demo", help="folder for everything (runs/demo)")
     p.add_argument("--trials", type=int, default=6, help="trials per study (6)")
-    p.add_argument("--repeats", type=int, default=2, help="seeds per technique (2)")
+    p.add_argument("--repeats", type=int, default=3, help="seeds per technique (3)")
     p.add_argument("--folds", type=int, default=3, help="CV folds (3)")
     p.add_argument(
         "--train-per-class", type=int, default=60, help="demo Training/ images per class (60)"
