@@ -35,7 +35,7 @@ from mritune.tuning import (
     open_storage,
     run_study,
     work,
-    write_outputs,
+    write_trials,
 )
 from mritune.tuning._storage import (
     GRACE_PERIOD,
@@ -85,7 +85,7 @@ def test_outputs_have_the_reference_columns_and_best_json(
     prepared = FakePrepared()
     study = run_study(spec, fit_fn=FakeFit(diverge_calls=(3,)), prepared=prepared)
 
-    paths = write_outputs(study, tmp_path / "out", spec.storage)
+    paths = write_trials(study, tmp_path / "out", spec.storage)
 
     assert TRIAL_COLUMNS == ["Trial", "Best Score", "Architecture", "Weight Decay", "Epochs",
                              "Batch Size", "Drop", "State", "Epochs Trained", "Duration"]  # fmt: skip
@@ -135,7 +135,7 @@ def test_no_completed_trial_writes_tables_but_no_best(make_spec: MakeSpec, tmp_p
                   prepared=FakePrepared())  # fmt: skip
     study = load_study("study", make_spec().storage)
 
-    paths = write_outputs(study, tmp_path / "out", "x")
+    paths = write_trials(study, tmp_path / "out", "x")
 
     assert "best" not in paths and not (tmp_path / "out" / "best.json").exists()
     assert paths["csv"].read_text().count("FAIL") == 3

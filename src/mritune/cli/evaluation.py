@@ -153,7 +153,7 @@ def run_compare(args: argparse.Namespace) -> int:
         comparison_markdown,
         comparison_rows,
     )
-    from mritune.tuning import get_technique, write_outputs
+    from mritune.tuning import get_technique, normalize_url, write_trials
 
     techs = [t.strip() for t in args.techniques.split(",") if t.strip()]
     for t in techs:
@@ -166,7 +166,7 @@ def run_compare(args: argparse.Namespace) -> int:
     def run(spec: Any) -> None:
         study = execute_study(spec, 1, label=f"{spec.technique} seed {spec.seed}")
         studies[spec.study] = study
-        write_outputs(study, out / spec.study, storage)
+        write_trials(study, out / spec.study, normalize_url(storage))
 
     summary = compare_studies(techs, seeds, args.name, storage, run=run,
                               make_spec=lambda tech, name, seed: build_spec(args, tech, name, seed))  # fmt: skip

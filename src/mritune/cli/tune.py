@@ -143,9 +143,9 @@ def execute_study(spec: Any, workers: int | None, *, label: str | None = None) -
 
 
 def print_study(study: Any, spec: Any, out: Path) -> None:
-    from mritune.tuning import TRIAL_COLUMNS, trial_rows, write_outputs
+    from mritune.tuning import TRIAL_COLUMNS, normalize_url, trial_rows, write_trials
 
-    paths = write_outputs(study, out, spec.storage or "sqlite:///runs/mritune.db")
+    paths = write_trials(study, out, normalize_url(spec.storage))
     rows = trial_rows(study)
     console.print(table(f"study {study.study_name} ({spec.technique}, {spec.metric})",
                         TRIAL_COLUMNS, [[r[c] for c in TRIAL_COLUMNS] for r in rows]))  # fmt: skip

@@ -199,31 +199,29 @@ class _EpochReporter(Callback):
         self._targs: list[torch.Tensor] = []
 
     def after_batch(self) -> None:
+        # Summed on the device and read once per epoch: a per-batch .item() would make every
+        # CUDA batch wait for the previous one. A NaN stays NaN in the sum, so divergence is
+        # still caught, at the end of the epoch.
         if self.training:
-            loss = self.learn.loss.item()
-            if not math.isfinite(loss):
-                self.failure = TrainingDiverged(
-                    f"training loss became {loss} in epoch {self.offset + self.epoch}; try a "
-                    f"lower learning rate"
-                )
-                raise CancelFitException()
             n = len(self.learn.yb[0])
-            self.loss_sum += loss * n
+            self.loss_sum = self.loss_sum + self.learn.loss.detach().float() * n
             self.loss_n += n
         else:
-            self._preds.append(self.learn.pred.detach().float().cpu())
-            self._targs.append(self.learn.yb[0].detach().cpu())
+            self._preds.append(self.learn.pred.detach().float())
+            self._targs.append(self.learn.yb[0].detach())
 
     def after_epoch(self) -> None:
         epoch = self.offset + self.epoch
-        m: dict[str, float] = {
-            "epoch": epoch,
-            "phase": self.phase,
-            "train_loss": self.loss_sum / max(1, self.loss_n),
-        }
+        train_loss = float(self.loss_sum) / max(1, self.loss_n)
+        if not math.isfinite(train_loss):
+            self.failure = TrainingDiverged(
+                f"training loss became {train_loss} in epoch {epoch}; try a lower learning rate"
+            )
+            raise CancelFitException()
+        m: dict[str, float] = {"epoch": epoch, "phase": self.phase, "train_loss": train_loss}
         if self._preds:
-            logits = torch.cat(self._preds)
-            y = torch.cat(self._targs)
+            logits = torch.cat(self._preds).cpu()
+            y = torch.cat(self._targs).cpu()
             m["valid_loss"] = float(nn.functional.cross_entropy(logits, y))
             probs = torch.softmax(logits, dim=1).numpy()
             pred, yn = probs.argmax(1), y.numpy()

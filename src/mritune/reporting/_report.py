@@ -12,7 +12,14 @@ from mritune.evaluation import comparison_rows, cv_summary, run_record
 from mritune.evaluation._compare import COMPARE_COLUMNS, summarise
 from mritune.reporting._blocks import Block, Heading, Image, Table, Text, fmt, to_html, to_markdown
 from mritune.reporting._figures import study_figures
-from mritune.tuning import TRIAL_COLUMNS, measured_on, normalize_url, open_storage, trial_rows
+from mritune.tuning import (
+    TRIAL_COLUMNS,
+    StudySpec,
+    measured_on,
+    normalize_url,
+    open_storage,
+    trial_rows,
+)
 
 __all__ = ["build_report", "write_report"]
 
@@ -122,7 +129,7 @@ def build_report(
                 f"Technique {sp['technique']}, sampler seed {sp['seed']}, {sp['n_trials']} trials wanted, metric "
                 f"{sp['metric']} on {measured_on(sp)}. Pruner: min resource {sp['pruner']['min_resource']} "
                 f"epoch(s), reduction factor {sp['pruner']['reduction_factor']}; steps are epochs trained. "
-                f"Search space: {'; '.join(_space_text(sp['space']))}. Fixed: image size {sp['base']['img_size']} px, "
+                f"Search space: {'; '.join(StudySpec.from_json(s.user_attrs['mritune_spec']).space.describe())}. Fixed: image size {sp['base']['img_size']} px, "
                 f"pretrained {sp['base']['pretrained']}, lr {sp['base']['lr']}, freeze epochs {sp['base']['freeze_epochs']}."
             ))  # fmt: skip
             blocks.append(Table(TRIAL_COLUMNS, [[r[c] for c in TRIAL_COLUMNS] for r in rows]))
@@ -179,16 +186,6 @@ def build_report(
                         [[k, v] for k, v in library_versions().items()]))  # fmt: skip
     numbers["models_trained"] = models_trained
     return blocks, numbers
-
-
-def _space_text(space: dict[str, Any]) -> list[str]:
-    out = []
-    for name, p in space.items():
-        if p["type"] == "categorical":
-            out.append(f"{name} in {{{', '.join(map(str, p['choices']))}}}")
-        else:
-            out.append(f"{name} {p['type']} [{fmt(p['low'])}, {fmt(p['high'])}]")
-    return out
 
 
 def _final_section(final: Path, out: Path) -> list[Block]:

@@ -22,7 +22,6 @@ from mritune.tuning._runner import (
     preset,
     run_study,
     work,
-    write_outputs,
 )
 from mritune.tuning._space import Param, SearchSpace, load_space, quick_space, reference_space
 from mritune.tuning._storage import DEFAULT_STORAGE, normalize_url, open_storage
@@ -55,6 +54,5 @@ __all__ = [
     "run_study",
     "trial_rows",
     "work",
-    "write_outputs",
     "write_trials",
 ]

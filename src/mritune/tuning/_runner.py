@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Callable
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -374,10 +373,3 @@ def _worker_devices(device: str, workers: int) -> list[str | None]:
         n = torch.cuda.device_count()
         return [f"cuda:{i % n}" for i in range(workers)]
     return [None] * workers
-
-
-def write_outputs(study: optuna.Study, out: str | Path, storage: str) -> dict[str, Path]:
-    """``trials.csv``, ``trials.md`` and ``best.json`` in ``out``."""
-    from mritune.tuning._results import write_trials
-
-    return write_trials(study, Path(out), storage)

@@ -176,10 +176,6 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
         raise StorageError(f"cannot open storage {url}: {first}") from None
 
 
-def _quiet() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 @contextlib.contextmanager
 def trial_heartbeat(trial: optuna.Trial, interval: float) -> Iterator[None]:
     """Refresh ``trial``'s heartbeat attribute (a Unix time) every ``interval`` seconds while the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import optuna
 from optuna.pruners import (
     BasePruner,
     HyperbandPruner,
@@ -176,7 +175,3 @@ def _qmc(space, seed, s, max_r):  # noqa: ANN001, ANN202
 )
 def _grid(space, seed, s, max_r):  # noqa: ANN001, ANN202
     return GridSampler(space.grid(), seed=seed), NopPruner()
-
-
-def _silence_optuna() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
